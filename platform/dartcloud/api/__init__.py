@@ -1,0 +1,1 @@
+"""The HTTP layer: routes, authentication, request parsing and JSON errors."""

@@ -1,0 +1,91 @@
+"""The Starlette application and the lifespan that starts and stops its parts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+
+from . import passwords, tokens
+from .api import auth, deploy, functions, health, invoke
+from .api.middleware import RequestLogMiddleware
+from .api.responses import EXCEPTION_HANDLERS
+from .config import Settings
+from .db import Database
+from .db.embedded import start_embedded
+from .db.migrations import apply_migrations
+from .deployments import Deployer
+from .engine import Engine
+from .invocations import Invoker
+from .recovery import recover
+from .tasks import TaskSet
+
+logger = logging.getLogger(__name__)
+
+# Seconds that shutdown waits for container removals before it gives up on them.
+CLEANUP_GRACE = 15.0
+
+
+async def resolve_database_url(settings: Settings) -> str:
+    if settings.database_url:
+        return settings.database_url
+    return await asyncio.to_thread(start_embedded, settings.data_dir)
+
+
+def create_app(settings: Settings) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        state = app.state
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.functions_root.mkdir(parents=True, exist_ok=True)
+
+        url = await resolve_database_url(settings)
+        applied = await apply_migrations(url)
+        state.db = Database(url)
+        await state.db.connect()
+
+        state.settings = settings
+        state.jwt_secret = settings.jwt_secret or await asyncio.to_thread(
+            tokens.load_or_create_secret, settings.data_dir)
+        state.dummy_hash = await asyncio.to_thread(
+            passwords.hash_password, "timing-equaliser", settings.bcrypt_rounds)
+
+        threads = 3 * settings.max_concurrent_invocations + 4 * settings.max_concurrent_builds + 8
+        state.engine = Engine(threads=threads)
+        builds, cleanup = TaskSet(), TaskSet()
+        state.deployer = Deployer(state.db, state.engine, settings, builds)
+        state.invoker = Invoker(state.db, state.engine, settings, cleanup)
+
+        await recover(state.db, state.engine, settings.instance_id)
+        await state.deployer.remove_staging()
+        logger.info("service started on %s:%d", settings.host, settings.port, extra={
+            "action": "service.start", "migrations_applied": len(applied),
+            "dart_image": settings.dart_image, "instance": settings.instance_id})
+        try:
+            yield
+        finally:
+            # A build can take minutes, so shutdown stops builds at once; the
+            # next start marks them failed.
+            await builds.drain(grace=0)
+            await cleanup.drain(grace=CLEANUP_GRACE)
+            await state.db.close()
+            state.engine.close()
+            logger.info("service stopped", extra={"action": "service.stop"})
+
+    routes = [
+        *health.routes,
+        *auth.routes,
+        *deploy.routes,
+        *functions.routes,
+        *invoke.routes,
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(RequestLogMiddleware)],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
+    )
