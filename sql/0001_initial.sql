@@ -29,6 +29,9 @@ CREATE TABLE deployments (
     error       text,
     image       text,
     entry_point text NOT NULL,
+    -- The service instance (INSTANCE_ID) that runs the build, so that a
+    -- restarted instance fails only its own interrupted builds.
+    instance_id text NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT now(),
     finished_at timestamptz,
     UNIQUE (function_id, version)
@@ -51,6 +54,7 @@ CREATE TABLE function_invocations (
     output        text,
     stdout_bytes  bigint,
     stderr_bytes  bigint,
+    instance_id   text NOT NULL,
     timestamp     timestamptz NOT NULL DEFAULT now(),
     finished_at   timestamptz
 );

@@ -112,9 +112,11 @@ def server(base_settings, database_url, docker_client):
     yield running
     running.stop()
 
-    leftovers = docker_client.containers.list(
-        all=True, filters={"label": f"{LABEL_INSTANCE}={settings.instance_id}"})
-    assert leftovers == [], f"containers left behind: {[c.name for c in leftovers]}"
+    # Every server and service the tests start uses an instance id that starts with "test-".
+    labelled = docker_client.containers.list(all=True, filters={"label": LABEL_INSTANCE})
+    leftovers = [container.name for container in labelled
+                 if container.labels[LABEL_INSTANCE].startswith("test-")]
+    assert leftovers == [], f"containers left behind: {leftovers}"
 
 
 @pytest.fixture

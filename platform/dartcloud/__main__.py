@@ -32,10 +32,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _migrate(settings) -> int:
-    from .app import resolve_database_url
+    from .app import database_url
     from .db.migrations import apply_migrations
 
-    applied = await apply_migrations(await resolve_database_url(settings))
+    async with database_url(settings) as url:
+        applied = await apply_migrations(url)
     logger.info("migrations applied: %s", ", ".join(applied) or "none, the schema is current")
     return 0
 

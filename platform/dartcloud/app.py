@@ -16,7 +16,7 @@ from .api.middleware import RequestLogMiddleware
 from .api.responses import EXCEPTION_HANDLERS
 from .config import Settings
 from .db import Database
-from .db.embedded import start_embedded
+from .db.embedded import EmbeddedPostgres
 from .db.migrations import apply_migrations
 from .deployments import Deployer
 from .engine import Engine
@@ -30,10 +30,54 @@ logger = logging.getLogger(__name__)
 CLEANUP_GRACE = 15.0
 
 
-async def resolve_database_url(settings: Settings) -> str:
+@contextlib.asynccontextmanager
+async def database_url(settings: Settings) -> AsyncIterator[str]:
+    """Yield DATABASE_URL, or the URL of an embedded server that runs until the block ends."""
     if settings.database_url:
-        return settings.database_url
-    return await asyncio.to_thread(start_embedded, settings.data_dir)
+        yield settings.database_url
+        return
+
+    embedded = EmbeddedPostgres(settings.data_dir)
+    url = await asyncio.to_thread(embedded.start)
+    try:
+        yield url
+    finally:
+        await asyncio.to_thread(embedded.stop)
+
+
+@contextlib.asynccontextmanager
+async def _services(app: Starlette, settings: Settings, applied: list[str]) -> AsyncIterator[None]:
+    """Start the engine, the domain services and recovery, and stop them at the end."""
+    state = app.state
+    state.settings = settings
+    state.jwt_secret = settings.jwt_secret or await asyncio.to_thread(
+        tokens.load_or_create_secret, settings.data_dir)
+    state.dummy_hash = await asyncio.to_thread(
+        passwords.hash_password, "timing-equaliser", settings.bcrypt_rounds)
+
+    threads = 3 * settings.max_concurrent_invocations + 4 * settings.max_concurrent_builds + 8
+    state.engine = Engine(threads=threads)
+    builds, cleanup = TaskSet(), TaskSet()
+    state.deployer = Deployer(state.db, state.engine, settings, builds)
+    state.invoker = Invoker(state.db, state.engine, settings, cleanup)
+
+    await recover(state.db, state.engine, settings.instance_id)
+    await state.deployer.remove_staging()
+    if not await state.engine.image_exists(settings.dart_image):
+        logger.warning("the Dart base image %s is not present on the Docker host, so every build "
+                       "will fail; run `docker pull %s` there, or set DART_IMAGE to a local image",
+                       settings.dart_image, settings.dart_image, extra={"action": "service.start"})
+    logger.info("service started on %s:%d", settings.host, settings.port, extra={
+        "action": "service.start", "migrations_applied": len(applied),
+        "dart_image": settings.dart_image, "instance": settings.instance_id})
+    try:
+        yield
+    finally:
+        # A build can take minutes, so shutdown stops builds at once; the
+        # next start marks them failed.
+        await builds.drain(grace=0)
+        await cleanup.drain(grace=CLEANUP_GRACE)
+        state.engine.close()
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -43,38 +87,15 @@ def create_app(settings: Settings) -> Starlette:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         settings.functions_root.mkdir(parents=True, exist_ok=True)
 
-        url = await resolve_database_url(settings)
-        applied = await apply_migrations(url)
-        state.db = Database(url)
-        await state.db.connect()
-
-        state.settings = settings
-        state.jwt_secret = settings.jwt_secret or await asyncio.to_thread(
-            tokens.load_or_create_secret, settings.data_dir)
-        state.dummy_hash = await asyncio.to_thread(
-            passwords.hash_password, "timing-equaliser", settings.bcrypt_rounds)
-
-        threads = 3 * settings.max_concurrent_invocations + 4 * settings.max_concurrent_builds + 8
-        state.engine = Engine(threads=threads)
-        builds, cleanup = TaskSet(), TaskSet()
-        state.deployer = Deployer(state.db, state.engine, settings, builds)
-        state.invoker = Invoker(state.db, state.engine, settings, cleanup)
-
-        await recover(state.db, state.engine, settings.instance_id)
-        await state.deployer.remove_staging()
-        logger.info("service started on %s:%d", settings.host, settings.port, extra={
-            "action": "service.start", "migrations_applied": len(applied),
-            "dart_image": settings.dart_image, "instance": settings.instance_id})
-        try:
+        async with contextlib.AsyncExitStack() as stack:
+            url = await stack.enter_async_context(database_url(settings))
+            applied = await apply_migrations(url)
+            state.db = Database(url)
+            await state.db.connect()
+            stack.push_async_callback(state.db.close)
+            await stack.enter_async_context(_services(app, settings, applied))
             yield
-        finally:
-            # A build can take minutes, so shutdown stops builds at once; the
-            # next start marks them failed.
-            await builds.drain(grace=0)
-            await cleanup.drain(grace=CLEANUP_GRACE)
-            await state.db.close()
-            state.engine.close()
-            logger.info("service stopped", extra={"action": "service.stop"})
+        logger.info("service stopped", extra={"action": "service.stop"})
 
     routes = [
         *health.routes,

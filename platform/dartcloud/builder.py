@@ -8,8 +8,10 @@ stage `FROM ${DART_IMAGE}` runs `dart pub get` and `dart compile exe`, and a
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import logging
+import re
 import tarfile
 import tempfile
 import time
@@ -25,6 +27,10 @@ logger = logging.getLogger(__name__)
 TEMPLATE = Path(__file__).resolve().parents[2] / "images" / "function" / "Dockerfile"
 # Build output is written to the logs table in batches of at most this many lines.
 _LOG_BATCH = 200
+# Output lines quoted in a failed deployment's error, so the cause shows without the logs.
+_ERROR_CONTEXT_LINES = 5
+# Colour and cursor escapes, which the classic builder wraps around a step's stderr.
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,8 +97,12 @@ class Builder:
         loop = asyncio.get_running_loop()
         lines: asyncio.Queue[str | None] = asyncio.Queue()
         writer = asyncio.create_task(self._drain(request.function_id, lines))
+        recent: collections.deque[str] = collections.deque(maxlen=_ERROR_CONTEXT_LINES)
 
         def on_line(line: str) -> None:
+            line = _ANSI_ESCAPE.sub("", line)
+            if line.strip():
+                recent.append(line.strip())
             loop.call_soon_threadsafe(lines.put_nowait, line)
 
         tag = image_tag(request.function_id, request.version)
@@ -106,6 +116,9 @@ class Builder:
                     LABEL_DEPLOYMENT: str(request.deployment_id),
                     LABEL_INSTANCE: self._instance_id},
             on_line=on_line,
+            # The builder stops the build itself at its time limit; this only
+            # keeps a silent step from tripping the HTTP read timeout first.
+            timeout=self._timeout + 60,
         ))
         started = time.monotonic()
         try:
@@ -121,7 +134,12 @@ class Builder:
             except EngineError as failure:
                 return BuildOutcome(image=None, error=f"the build failed: {failure.message}")
             if result.error is not None:
-                return BuildOutcome(image=None, error=f"the build failed: {result.error}")
+                context = "\n".join(line for line in recent if line != result.error.strip())
+                error = f"the build failed: {_ANSI_ESCAPE.sub('', result.error)}"
+                if context:
+                    error += f"\nlast build output:\n{context}"
+                return BuildOutcome(image=None, error=error + "\nthe build logs (level=build) "
+                                    "have the whole output")
             logger.info("image built", extra={"action": "build.finished", "image": tag,
                                               "seconds": round(time.monotonic() - started, 2)})
             return BuildOutcome(image=tag, error=None)

@@ -87,19 +87,21 @@ class Deployer:
 
     async def _store(self, user_id: uuid.UUID, name: str, project: archive.Project) -> dict:
         """Insert the rows and move the source into place, in one transaction."""
-        async with self._db.transaction() as connection:
-            record = await functions_db.insert_deployment(connection, user_id, name,
-                                                          project.entry_point)
-            target = self._root / str(record["function_id"]) / str(record["version"])
-            await asyncio.to_thread(_move_into_place, project.root, target)
-            try:
+        target: Path | None = None
+        try:
+            async with self._db.transaction() as connection:
+                record = await functions_db.insert_deployment(
+                    connection, user_id, name, project.entry_point, self._settings.instance_id)
+                target = self._root / str(record["function_id"]) / str(record["version"])
+                await asyncio.to_thread(_move_into_place, project.root, target)
                 await logs_db.insert_logs(connection, record["function_id"], "info", [
                     f"deployment of version {record['version']} accepted "
                     f"(entry point {project.entry_point})"])
-            except BaseException:
-                # The transaction rolls back, so the folder must go too.
+        except BaseException:
+            # The transaction rolled back, so the folder must go too.
+            if target is not None:
                 await asyncio.to_thread(shutil.rmtree, target, True)
-                raise
+            raise
         return {**record, "source": target}
 
     async def _build(self, request: BuildRequest) -> None:

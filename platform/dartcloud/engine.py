@@ -113,19 +113,27 @@ class Engine:
     # -- builds ---------------------------------------------------------------
 
     async def build(self, context: BinaryIO, *, tag: str, buildargs: dict[str, str],
-                    labels: dict[str, str], on_line: Callable[[str], None]) -> BuildResult:
+                    labels: dict[str, str], on_line: Callable[[str], None],
+                    timeout: float) -> BuildResult:
         """Build an image from an uncompressed tar `context`, passing each output line to `on_line`.
 
         Never pulls: the caller checks that the base image is local first,
         because the classic builder pulls a missing `FROM` image by itself.
+        `timeout` bounds the wait for each piece of output, and a compile
+        step can be silent for minutes.
         """
-        return await self._call(self._build, context, tag, buildargs, labels, on_line)
+        return await self._call(self._build, context, tag, buildargs, labels, on_line, timeout)
 
     def _build(self, context: BinaryIO, tag: str, buildargs: dict[str, str],
-               labels: dict[str, str], on_line: Callable[[str], None]) -> BuildResult:
+               labels: dict[str, str], on_line: Callable[[str], None],
+               timeout: float) -> BuildResult:
+        # nocache: a build that reused another build's intermediate images
+        # could fail with "failed to get digest" when that build's cleanup
+        # removed them in between. Every step after the per-build LABEL of the
+        # template would miss the cache anyway.
         stream = self.api.build(
             fileobj=context, custom_context=True, tag=tag, buildargs=buildargs, labels=labels,
-            pull=False, rm=True, forcerm=True, decode=True,
+            pull=False, rm=True, forcerm=True, nocache=True, decode=True, timeout=timeout,
         )
         image_id = None
         partial = ""

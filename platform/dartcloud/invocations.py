@@ -107,7 +107,8 @@ class Invoker:
 
         # The row and the container do not depend on each other, so both are made at once.
         insert = asyncio.ensure_future(invocations_db.insert_invocation(
-            self._db, invocation_id, target.function_id, target.deployment_id))
+            self._db, invocation_id, target.function_id, target.deployment_id,
+            self._settings.instance_id))
         create = asyncio.ensure_future(self._engine.create(
             target.image, environment={"FUNCTION_INPUT": body}, labels=labels,
             limits=self._limits))
@@ -211,8 +212,11 @@ class Invoker:
         if len(lines) > cap or output.stderr_truncated:
             stderr_lines.append(f"[stderr truncated: kept {len(stderr_lines)} lines of "
                                 f"{output.stderr_bytes} bytes; FUNCTION_LOG_LINES is {cap}]")
+        ending = "killed" if result["exit_code"] is None else f"exit code {result['exit_code']}"
         summary = (f"invocation {invocation_id} finished: {result['status']} in "
-                   f"{result['duration_ms']} ms (exit code {result['exit_code']})")
+                   f"{result['duration_ms']} ms ({ending})")
+        logger.info("%s", summary, extra={"action": "invoke.finished",
+                                          "function_id": str(target.function_id)})
 
         stdout = output.stdout.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
         try:

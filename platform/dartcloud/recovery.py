@@ -19,15 +19,17 @@ async def recover(db: Database, engine: Engine, instance_id: str) -> dict[str, i
     """Remove this instance's leftover containers and fail the work they belonged to.
 
     Runs before the service accepts requests, so no live call owns any of the
-    containers it finds. Containers are matched by the `dartcloud.instance`
-    label, so other instances that share the Docker host keep theirs.
+    containers it finds. Containers carry the `dartcloud.instance` label and
+    rows an `instance_id` column, so other instances that share the Docker
+    host or the database keep theirs.
     """
     containers = await engine.list_labelled({LABEL_INSTANCE: instance_id})
     for container in containers:
         await engine.remove(container["Id"])
 
-    invocations = await invocations_db.fail_running_invocations(db, INTERRUPTED_INVOCATION)
-    deployments = await functions_db.fail_building_deployments(db, INTERRUPTED_BUILD)
+    invocations = await invocations_db.fail_running_invocations(db, INTERRUPTED_INVOCATION,
+                                                                instance_id)
+    deployments = await functions_db.fail_building_deployments(db, INTERRUPTED_BUILD, instance_id)
 
     counts = {"containers": len(containers), "invocations": len(invocations),
               "deployments": len(deployments)}

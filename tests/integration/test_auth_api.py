@@ -58,6 +58,18 @@ def test_register_rejects_invalid_input(server, document, code):
     assert response.json()["error"]["code"] == code
 
 
+@pytest.mark.parametrize("document, field", [
+    ({"email": 5, "password": "long enough"}, "email"),
+    ({"email": "typed@example.com", "password": 12345678}, "password"),
+])
+def test_register_wrong_type_is_named(server, document, field):
+    with server.client() as client:
+        response = client.post("/api/auth/register", json=document)
+
+    assert response.status_code == 422
+    assert response.json()["error"]["message"] == f"the field `{field}` must be a string"
+
+
 def test_register_accepts_72_byte_password(server):
     with server.client() as client:
         account = register(client, password="p" * 72)

@@ -8,6 +8,7 @@ import io
 import os
 import subprocess
 import tarfile
+import time
 import uuid
 
 import docker
@@ -220,8 +221,10 @@ def test_deploy_build_failure_is_recorded(client, fixture, message):
     assert document["active_version"] is None
     assert document["deployments"][0]["status"] == "failed"
     assert "build failed" in document["deployments"][0]["error"]
+    assert message in document["deployments"][0]["error"]
     logs = client.get(f"/api/functions/{accepted['id']}/logs").json()["logs"]
     assert any(message in entry["message"] for entry in logs)
+    assert not any("\x1b" in entry["message"] for entry in logs)
     invoke = client.post(f"/api/functions/{accepted['id']}/invoke", json={})
     assert invoke.status_code == 409
 
@@ -355,3 +358,21 @@ def test_malformed_function_id_is_404(client, function_id):
                      client.get(f"/api/functions/{function_id}/logs")):
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "function_not_found"
+
+
+def test_build_time_limit_stops_build(start_server, tmp_path, docker_client):
+    hurried = start_server(build_timeout=3.0, data_dir=tmp_path)
+    with hurried.client() as anonymous:
+        account = register(anonymous)
+
+    started = time.monotonic()
+    with hurried.client(account["token"]) as client:
+        accepted = deploy(client, "slow", fixture_archive("slow_dependency")).json()
+        document = wait_for_deployment(client, accepted["id"], 1, timeout=60)
+
+    assert document["status"] == "failed"
+    assert "time limit of 3 s" in document["deployments"][0]["error"]
+    assert time.monotonic() - started < 30
+    steps = docker_client.containers.list(
+        all=True, filters={"label": f"dartcloud.build={accepted['deployment_id']}"})
+    assert steps == []

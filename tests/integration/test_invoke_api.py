@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 
+import httpx
 import pytest
 
 from dartcloud.config import MAX_INPUT_BYTES
@@ -360,6 +361,22 @@ def test_logs_pagination_and_filters(owner_client, functions):
     assert len(first["logs"]) == 2
     assert first["logs"][0]["id"] > first["logs"][1]["id"] > second["logs"][0]["id"]
     assert {entry["level"] for entry in only_build["logs"]} == {"build"}
+    assert only_build["next_before"] is None
+
+
+def test_logs_full_last_page_has_no_cursor(owner_client, functions):
+    function_id = functions["echo"]
+    everything = owner_client.get(f"/api/functions/{function_id}/logs",
+                                  params={"limit": 1000}).json()["logs"]
+
+    exact = owner_client.get(f"/api/functions/{function_id}/logs",
+                             params={"limit": len(everything)}).json()
+    shorter = owner_client.get(f"/api/functions/{function_id}/logs",
+                               params={"limit": len(everything) - 1}).json()
+
+    assert len(exact["logs"]) == len(everything)
+    assert exact["next_before"] is None
+    assert shorter["next_before"] == everything[-2]["id"]
 
 
 @pytest.mark.parametrize("params", [{"limit": "0"}, {"limit": "1001"}, {"limit": "ten"},
@@ -369,3 +386,22 @@ def test_logs_invalid_parameter_is_422(owner_client, functions, params):
 
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "invalid_query"
+
+
+def test_client_hang_up_still_cleans_up(owner_client, functions, server, docker_client, sql):
+    function_id = functions["sleeper"]
+    before = {row["id"] for row in sql("SELECT id FROM function_invocations WHERE function_id = $1",
+                                       uuid.UUID(function_id))}
+
+    with pytest.raises(httpx.ReadTimeout):
+        owner_client.post(f"/api/functions/{function_id}/invoke", content=b"{}", headers=JSON,
+                          timeout=0.5)
+    time.sleep(server.settings.function_timeout + 1.5)
+
+    rows = sql("SELECT id, status FROM function_invocations WHERE function_id = $1",
+               uuid.UUID(function_id))
+    new = [row for row in rows if row["id"] not in before]
+    assert [row["status"] for row in new] == ["timeout"]
+    containers = docker_client.containers.list(
+        all=True, filters={"label": f"dartcloud.invocation_id={new[0]['id']}"})
+    assert containers == []

@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 import warnings
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -69,6 +70,7 @@ def test_embedded_data_survives_restart(services, service_env):
         account = register(client)
     first.stop()
     assert "service stopped" in first.log_path.read_text()
+    assert not (Path(service_env["DATA_DIR"]) / "postgres" / "postmaster.pid").exists()
 
     second = services(service_env)
     with second.client() as client:
@@ -224,3 +226,6 @@ def test_restart_mid_call_leaves_nothing_behind(services, service_env, docker_cl
     assert invocations["invocations"] == 1
     assert invocations["running"] == 0
     assert invocations["errors"] == 1
+    # The killed first service must not keep the embedded database running forever.
+    second.stop()
+    assert not (Path(service_env["DATA_DIR"]) / "postgres" / "postmaster.pid").exists()

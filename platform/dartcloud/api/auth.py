@@ -26,10 +26,14 @@ LOGIN_FAILED = "the email or password is wrong"
 def _credentials(document: dict) -> tuple[str, str]:
     email = document.get("email")
     password = document.get("password")
-    if not isinstance(email, str) or not email.strip():
+    if email is None or email == "":
         raise InvalidInput("the field `email` is missing; send an email address", code="invalid_email")
-    if not isinstance(password, str) or not password:
+    if not isinstance(email, str):
+        raise InvalidInput("the field `email` must be a string", code="invalid_email")
+    if password is None or password == "":
         raise InvalidInput("the field `password` is missing", code="invalid_password")
+    if not isinstance(password, str):
+        raise InvalidInput("the field `password` must be a string", code="invalid_password")
     return email.strip(), password
 
 

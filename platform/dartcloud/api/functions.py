@@ -121,11 +121,12 @@ async def delete_function(request: Request) -> Response:
 async def function_logs(request: Request) -> Response:
     _, row = await fetch_owned_function(request)
     limit, before, level = _log_query(request)
+    # One row more than the page tells whether another page follows.
     rows = await logs_db.fetch_logs(request.app.state.db, row["id"], before=before, level=level,
-                                    limit=limit)
+                                    limit=limit + 1)
     logs = [{"id": log["id"], "level": log["level"], "message": log["message"],
-             "timestamp": _timestamp(log["timestamp"])} for log in rows]
-    next_before = logs[-1]["id"] if len(logs) == limit else None
+             "timestamp": _timestamp(log["timestamp"])} for log in rows[:limit]]
+    next_before = logs[-1]["id"] if len(rows) > limit else None
     return json_response({"logs": logs, "next_before": next_before})
 
 

@@ -18,7 +18,7 @@ RETURNING id
 """
 NEXT_VERSION = "SELECT coalesce(max(version), 0) + 1 FROM deployments WHERE function_id = $1"
 INSERT_DEPLOYMENT = """
-INSERT INTO deployments (function_id, version, entry_point) VALUES ($1, $2, $3)
+INSERT INTO deployments (function_id, version, entry_point, instance_id) VALUES ($1, $2, $3, $4)
 RETURNING id, version
 """
 LOCK_FUNCTION = "SELECT id FROM functions WHERE id = $1 FOR UPDATE"
@@ -49,7 +49,7 @@ WHERE f.id = $1
 """
 FAIL_BUILDING_DEPLOYMENTS = """
 UPDATE deployments SET status = 'failed', error = $1, finished_at = now()
-WHERE status = 'building'
+WHERE status = 'building' AND instance_id = $2
 RETURNING id, function_id
 """
 
@@ -77,7 +77,7 @@ DELETE_FUNCTION = "DELETE FROM functions WHERE id = $1 AND user_id = $2 RETURNIN
 
 
 async def insert_deployment(connection: asyncpg.Connection, user_id: uuid.UUID, name: str,
-                            entry_point: str) -> asyncpg.Record:
+                            entry_point: str, instance_id: str) -> dict:
     """Create the function if needed and add its next version; run inside a transaction.
 
     The upsert locks the function's row until the transaction ends, so two
@@ -85,7 +85,8 @@ async def insert_deployment(connection: asyncpg.Connection, user_id: uuid.UUID, 
     """
     function_id = await connection.fetchval(UPSERT_FUNCTION, user_id, name)
     version = await connection.fetchval(NEXT_VERSION, function_id)
-    deployment = await connection.fetchrow(INSERT_DEPLOYMENT, function_id, version, entry_point)
+    deployment = await connection.fetchrow(INSERT_DEPLOYMENT, function_id, version, entry_point,
+                                           instance_id)
     return {"function_id": function_id, "deployment_id": deployment["id"], "version": version}
 
 
@@ -109,10 +110,11 @@ async def mark_deployment_failed(db: Database, deployment_id: uuid.UUID, error: 
         await connection.execute(REFRESH_FUNCTION_STATUS, function_id)
 
 
-async def fail_building_deployments(db: Database, error: str) -> list[asyncpg.Record]:
-    """Mark every deployment still `building` as failed; return (id, function_id) rows."""
+async def fail_building_deployments(db: Database, error: str,
+                                    instance_id: str) -> list[asyncpg.Record]:
+    """Mark the instance's deployments still `building` as failed; return (id, function_id) rows."""
     async with db.transaction() as connection:
-        rows = await connection.fetch(FAIL_BUILDING_DEPLOYMENTS, error)
+        rows = await connection.fetch(FAIL_BUILDING_DEPLOYMENTS, error, instance_id)
         for function_id in sorted({row["function_id"] for row in rows}):
             await connection.execute(REFRESH_FUNCTION_STATUS, function_id)
     return rows

@@ -9,7 +9,8 @@ import asyncpg
 from .database import Database
 
 INSERT_INVOCATION = """
-INSERT INTO function_invocations (id, function_id, deployment_id) VALUES ($1, $2, $3)
+INSERT INTO function_invocations (id, function_id, deployment_id, instance_id)
+VALUES ($1, $2, $3, $4)
 """
 FINISH_INVOCATION = """
 UPDATE function_invocations
@@ -20,7 +21,7 @@ WHERE id = $1
 FAIL_RUNNING_INVOCATIONS = """
 UPDATE function_invocations
 SET status = 'error', error = $1, finished_at = now()
-WHERE status = 'running'
+WHERE status = 'running' AND instance_id = $2
 RETURNING id
 """
 FETCH_STATISTICS = """
@@ -39,8 +40,8 @@ WHERE function_id = $1
 
 
 async def insert_invocation(db: Database, invocation_id: uuid.UUID, function_id: uuid.UUID,
-                            deployment_id: uuid.UUID) -> None:
-    await db.execute(INSERT_INVOCATION, invocation_id, function_id, deployment_id)
+                            deployment_id: uuid.UUID, instance_id: str) -> None:
+    await db.execute(INSERT_INVOCATION, invocation_id, function_id, deployment_id, instance_id)
 
 
 async def finish_invocation(db: Database, invocation_id: uuid.UUID, *, status: str,
@@ -50,8 +51,8 @@ async def finish_invocation(db: Database, invocation_id: uuid.UUID, *, status: s
                      output, stdout_bytes, stderr_bytes)
 
 
-async def fail_running_invocations(db: Database, error: str) -> list[uuid.UUID]:
-    return [row["id"] for row in await db.fetch(FAIL_RUNNING_INVOCATIONS, error)]
+async def fail_running_invocations(db: Database, error: str, instance_id: str) -> list[uuid.UUID]:
+    return [row["id"] for row in await db.fetch(FAIL_RUNNING_INVOCATIONS, error, instance_id)]
 
 
 async def fetch_statistics(db: Database | asyncpg.Connection,
