@@ -49,6 +49,9 @@ def test_register_duplicate_email_any_case(server):
     ({"email": "multibyte@example.com", "password": "é" * 37}, "invalid_password"),
     ({"email": "nopass@example.com"}, "invalid_password"),
     ({"email": ["list@example.com"], "password": "long enough"}, "invalid_email"),
+    ({"email": "nul\u0000@example.com", "password": "long enough"}, "invalid_email"),
+    ({"email": "tab\t@example.com", "password": "long enough"}, "invalid_email"),
+    ({"email": "nulpass@example.com", "password": "long\u0000enough"}, "invalid_password"),
 ])
 def test_register_rejects_invalid_input(server, document, code):
     with server.client() as client:
@@ -114,13 +117,22 @@ def test_password_hash_is_bcrypt(server, sql):
     assert account["password"] not in stored[0]["password_hash"]
 
 
-def test_malformed_json_is_400(server):
+@pytest.mark.parametrize("body", [b"{not json", b"[1, 2]", b"[" * 50_000, b"\xff\xfe"])
+def test_malformed_json_is_400(server, body):
     with server.client() as client:
-        response = client.post("/api/auth/login", content=b"{not json",
+        response = client.post("/api/auth/login", content=body,
                                headers={"Content-Type": "application/json"})
 
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "malformed_json"
+
+
+def test_login_with_nul_in_email_is_422(server):
+    with server.client() as client:
+        response = client.post("/api/auth/login",
+                               json={"email": "a\u0000@example.com", "password": "whatever1"})
+
+    assert response.status_code == 422
 
 
 def test_wrong_content_type_is_415(server):

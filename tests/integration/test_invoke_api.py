@@ -241,11 +241,15 @@ def test_invoke_invalid_json_is_400(owner_client, functions, sql):
                  uuid.UUID(functions["echo"]))[0]["n"]
 
     response = invoke(owner_client, functions["echo"], b'{"unterminated": ')
+    too_deep = invoke(owner_client, functions["echo"], b"[" * 100_000)
+    not_utf8 = invoke(owner_client, functions["echo"], b'"\xff"')
     wrong_type = owner_client.post(f"/api/functions/{functions['echo']}/invoke",
                                    content=b'{"a": 1}', headers={"Content-Type": "text/csv"})
 
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "malformed_json"
+    assert too_deep.status_code == 400
+    assert not_utf8.status_code == 400
     assert wrong_type.status_code == 415
     after = sql("SELECT count(*) AS n FROM function_invocations WHERE function_id = $1",
                 uuid.UUID(functions["echo"]))[0]["n"]

@@ -18,7 +18,7 @@ from .responses import json_response, read_json_object
 
 logger = logging.getLogger(__name__)
 
-EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+")
 MAX_EMAIL_LENGTH = 254
 LOGIN_FAILED = "the email or password is wrong"
 
@@ -34,6 +34,13 @@ def _credentials(document: dict) -> tuple[str, str]:
         raise InvalidInput("the field `password` is missing", code="invalid_password")
     if not isinstance(password, str):
         raise InvalidInput("the field `password` must be a string", code="invalid_password")
+    # PostgreSQL text cannot store NUL, and bcrypt implementations differ on
+    # whether a NUL ends the password.
+    if "\x00" in email:
+        raise InvalidInput("the field `email` must not contain NUL characters", code="invalid_email")
+    if "\x00" in password:
+        raise InvalidInput("the field `password` must not contain NUL characters",
+                           code="invalid_password")
     return email.strip(), password
 
 

@@ -45,6 +45,9 @@ def _input_text(request: Request, body: bytes) -> str:
     try:
         text = body.decode("utf-8")
         json.loads(text)
+    except RecursionError:
+        raise BadRequest("the request body nests arrays or objects too deeply to be checked; "
+                         "flatten the input", code="malformed_json") from None
     except ValueError:
         raise BadRequest("the request body is not valid JSON; send a JSON value such as "
                          '{"name": "Dart"}', code="malformed_json") from None

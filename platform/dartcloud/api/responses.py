@@ -67,8 +67,9 @@ async def read_json_object(request: Request) -> dict:
                            limit_message=f"the JSON body is larger than {MAX_JSON_BYTES} bytes")
     try:
         document = json.loads(body)
-    except ValueError:
-        raise BadRequest("the body is not valid JSON", code="malformed_json") from None
+    except (ValueError, RecursionError):
+        # RecursionError: arrays or objects nested deeper than Python's recursion limit.
+        raise BadRequest("the body is not valid JSON, or nests too deep", code="malformed_json") from None
     if not isinstance(document, dict):
         raise BadRequest("the body must be a JSON object", code="malformed_json")
     return document
