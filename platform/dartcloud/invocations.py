@@ -155,14 +155,22 @@ class Invoker:
             await self._engine.kill(container_id)
 
         collect = asyncio.ensure_future(self._engine.collect(socket, self._settings.function_output_bytes))
-        done, _ = await asyncio.wait({collect}, timeout=self._settings.function_timeout)
-        timed_out = not done
-        if timed_out:
-            # The SDK's wait(timeout=...) only bounds the HTTP read; the container must be killed.
-            await self._engine.kill(container_id)
-        output = await collect
+        # Waiting from the start, as `docker run` does, has the engine report the exit
+        # as it happens rather than on a request made after the output ends.
+        exited = asyncio.ensure_future(self._engine.wait(container_id))
+        try:
+            done, _ = await asyncio.wait({collect}, timeout=self._settings.function_timeout)
+            timed_out = not done
+            if timed_out:
+                # The SDK's wait(timeout=...) only bounds the HTTP read; the container must be killed.
+                await self._engine.kill(container_id)
+            output = await collect
+        except BaseException:
+            # The wait ends when the container is removed; its outcome no longer matters.
+            exited.add_done_callback(_discard_outcome)
+            raise
         phases.mark("run")
-        exit_code = await self._engine.wait(container_id)
+        exit_code = await exited
         phases.mark("wait")
         duration_ms = round((time.perf_counter() - started) * 1000)
 
@@ -280,6 +288,11 @@ class _PhaseTimer:
 
     def milliseconds(self) -> dict[str, float]:
         return {f"{phase}_ms": round(seconds * 1000, 2) for phase, seconds in self._phases.items()}
+
+
+def _discard_outcome(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _elapsed_ms(started: float) -> float:
