@@ -7,6 +7,7 @@ import logging
 import re
 import shutil
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
@@ -144,8 +145,14 @@ class Deployer:
             # The function was deleted while it was building; its logs went with it.
             pass
 
-    async def delete(self, user_id: uuid.UUID, function_id: uuid.UUID) -> bool:
-        """Delete the function's rows, builds, images and source folders; False if not found."""
+    async def delete(self, user_id: uuid.UUID, function_id: uuid.UUID,
+                     stop_invocations: Callable[[uuid.UUID], Awaitable[int]]) -> bool:
+        """Delete the function's rows, builds, images and source folders; False if not found.
+
+        `stop_invocations` must stop the function's running containers before
+        it returns, because the engine refuses to remove an image that a
+        running container uses.
+        """
         if not await functions_db.delete_function(self._db, function_id, user_id):
             return False
 
@@ -155,6 +162,7 @@ class Deployer:
         # A build that finishes while it is being stopped may still tag an
         # image, so images are removed only once every build has ended.
         await asyncio.gather(*builds, return_exceptions=True)
+        await stop_invocations(function_id)
         removed = await self._engine.remove_images({LABEL_FUNCTION: str(function_id)})
         await asyncio.to_thread(shutil.rmtree, self._root / str(function_id), True)
         logger.info("function deleted", extra={

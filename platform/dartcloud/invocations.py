@@ -24,7 +24,7 @@ from .engine import (
     Engine,
     Output,
 )
-from .errors import DartCloudError, TooManyRequests
+from .errors import DartCloudError, EngineError, TooManyRequests
 from .tasks import TaskSet
 
 logger = logging.getLogger(__name__)
@@ -265,13 +265,22 @@ class Invoker:
                          extra={"action": "invoke.remove_failed", "container": container_id})
 
     async def stop_function(self, function_id: uuid.UUID) -> int:
-        """Kill the running containers of a deleted function; return how many."""
+        """Kill the running containers of a deleted function and wait until they exit.
+
+        Returns how many there were. Containers created after the list was
+        taken are killed by `_run` itself.
+        """
         self._deleted.add(function_id)
         containers = list(self._containers.get(function_id, ()))
-        for container_id in containers:
-            await self._engine.kill(container_id)
-        # Containers created after the list was taken are killed by _run itself.
+        await asyncio.gather(*(self._kill_and_wait(container_id) for container_id in containers))
         return len(containers)
+
+    async def _kill_and_wait(self, container_id: str) -> None:
+        await self._engine.kill(container_id)
+        try:
+            await self._engine.wait(container_id)
+        except EngineError:
+            pass  # already removed by its own invocation, which is just as good
 
 
 class _PhaseTimer:

@@ -327,6 +327,8 @@ def test_delete_during_invocation_stops_it(server, docker_client, sql):
     containers = docker_client.containers.list(
         all=True, filters={"label": f"dartcloud.function_id={function_id}"})
     assert containers == []
+    images = docker_client.images.list(filters={"label": f"dartcloud.function_id={function_id}"})
+    assert images == []
     rows = sql("SELECT count(*) AS n FROM function_invocations WHERE function_id = $1",
                uuid.UUID(function_id))
     assert rows[0]["n"] == 0

@@ -112,9 +112,9 @@ async def delete_function(request: Request) -> Response:
     user_id = await authenticate(request)
     function_id = parse_function_id(request)
     state = request.app.state
-    if not await state.deployer.delete(user_id, function_id):
+    if not await state.deployer.delete(user_id, function_id,
+                                       stop_invocations=state.invoker.stop_function):
         raise _not_found()
-    await state.invoker.stop_function(function_id)
     return Response(status_code=204)
 
 
