@@ -18,6 +18,7 @@ from typing import Any, BinaryIO, TypeVar
 
 import docker
 import docker.errors
+import requests
 from docker.types import LogConfig, Ulimit
 from docker.utils import kwargs_from_env
 from docker.utils.socket import STDERR, STDOUT, frames_iter
@@ -84,7 +85,14 @@ class Engine:
     def __init__(self, threads: int = 64, timeout: float = 120.0) -> None:
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=threads, thread_name_prefix="docker")
-        self.api = docker.APIClient(timeout=timeout, max_pool_size=threads, **kwargs_from_env())
+        try:
+            # The client asks the engine for its API version here, so this
+            # blocks briefly, once, at start.
+            self.api = docker.APIClient(timeout=timeout, max_pool_size=threads, **kwargs_from_env())
+        except docker.errors.DockerException as error:
+            self._executor.shutdown(wait=False)
+            raise EngineError(f"the Docker engine did not respond ({error}); start it, or point "
+                              "DOCKER_HOST at it") from error
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -97,6 +105,9 @@ class Engine:
             return await loop.run_in_executor(self._executor, call)
         except docker.errors.DockerException as error:
             raise EngineError(f"the Docker engine failed: {error}") from error
+        except requests.exceptions.RequestException as error:
+            # docker-py lets connection failures through as requests' own errors.
+            raise EngineError(f"the Docker engine did not respond: {error}") from error
 
     async def ping(self) -> None:
         await self._call(self.api.ping)

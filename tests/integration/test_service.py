@@ -229,3 +229,15 @@ def test_restart_mid_call_leaves_nothing_behind(services, service_env, docker_cl
     # The killed first service must not keep the embedded database running forever.
     second.stop()
     assert not (Path(service_env["DATA_DIR"]) / "postgres" / "postmaster.pid").exists()
+
+
+def test_unreachable_docker_stops_start(tmp_path):
+    environment = {"DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin",
+                   "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"}
+
+    completed = subprocess.run([sys.executable, "-m", "dartcloud"], env=environment, cwd=tmp_path,
+                               capture_output=True, text=True, timeout=60)
+
+    assert completed.returncode == 1
+    assert "the Docker engine did not respond" in completed.stderr
+    assert "DOCKER_HOST" in completed.stderr
