@@ -121,6 +121,14 @@ def deploy_echo(service: Service) -> tuple[str, str, str]:
     return account["token"], accepted["id"], image
 
 
+def delete_function(service: Service, token: str, function_id: str) -> None:
+    """Delete the benchmark's function, which removes its image too."""
+    response = httpx.delete(f"{service.url}/api/functions/{function_id}",
+                            headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    if response.status_code != 204:
+        raise SystemExit(f"bench: deleting the function failed: {response.text}")
+
+
 class Platform:
     name = "platform"
 
@@ -248,6 +256,7 @@ def main() -> int:
                 failed += mine_errors + their_errors
                 rows.append((f"throughput c={concurrency} (calls/s, errors {mine_errors}/{their_errors})",
                              mine, theirs, mine / theirs if theirs else float("nan")))
+            delete_function(service, token, function_id)
         finally:
             service.stop()
         phases = phase_breakdown(service.log_path, *log_span)

@@ -66,6 +66,9 @@ CREATE INDEX function_invocations_running_idx ON function_invocations (status) W
 CREATE TABLE function_logs (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     function_id uuid NOT NULL REFERENCES functions (id) ON DELETE CASCADE,
+    -- The invocation a line came from; NULL for build and deployment lines.
+    -- No foreign key, so that logs can be written before the invocation row.
+    invocation_id uuid,
     level       text NOT NULL CHECK (level IN ('build', 'stderr', 'info', 'warning', 'error')),
     message     text NOT NULL,
     timestamp   timestamptz NOT NULL DEFAULT now()

@@ -116,6 +116,11 @@ def server(base_settings, database_url, docker_client):
     labelled = docker_client.containers.list(all=True, filters={"label": LABEL_INSTANCE})
     leftovers = [container.name for container in labelled
                  if container.labels[LABEL_INSTANCE].startswith("test-")]
+
+    # The test databases are dropped, so the images of their functions go too.
+    for image in docker_client.images.list(filters={"label": LABEL_INSTANCE}):
+        if image.labels.get(LABEL_INSTANCE, "").startswith("test-"):
+            docker_client.images.remove(image.id, force=True)
     assert leftovers == [], f"containers left behind: {leftovers}"
 
 

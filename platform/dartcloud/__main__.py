@@ -44,17 +44,19 @@ async def _migrate(settings) -> int:
 def _serve(settings) -> int:
     import uvicorn
 
-    from .app import create_app
-    from .engine import Engine
+    from .app import create_app, preflight
     from .errors import EngineError
 
     # Checked before uvicorn starts, so the operator gets one line instead of
     # a startup traceback.
     try:
-        Engine(threads=1).close()
+        asyncio.run(preflight(settings))
     except EngineError as error:
         print(f"dartcloud: {error.message}", file=sys.stderr)
         return 1
+    except ConfigError as error:
+        print(f"dartcloud: configuration error: {error}", file=sys.stderr)
+        return 2
 
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
                 log_config=None, access_log=False, lifespan="on")

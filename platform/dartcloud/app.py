@@ -14,7 +14,7 @@ from . import passwords, tokens
 from .api import auth, deploy, functions, health, invoke
 from .api.middleware import RequestLogMiddleware
 from .api.responses import EXCEPTION_HANDLERS
-from .config import Settings
+from .config import ConfigError, Settings
 from .db import Database
 from .db.embedded import EmbeddedPostgres
 from .db.migrations import apply_migrations
@@ -45,6 +45,24 @@ async def database_url(settings: Settings) -> AsyncIterator[str]:
         await asyncio.to_thread(embedded.stop)
 
 
+async def check_engine(settings: Settings, engine: Engine) -> None:
+    """Raise `ConfigError` when a setting names something the Docker engine does not have."""
+    if settings.function_network != "none" and \
+            not await engine.network_exists(settings.function_network):
+        raise ConfigError(f"invalid FUNCTION_NETWORK={settings.function_network!r}: the Docker "
+                          "engine has no such network; use none, or create the network first "
+                          "(docker network create NAME)")
+
+
+async def preflight(settings: Settings) -> None:
+    """Check that the Docker engine responds and fits the settings, before the service starts."""
+    engine = Engine(threads=1)
+    try:
+        await check_engine(settings, engine)
+    finally:
+        engine.close()
+
+
 @contextlib.asynccontextmanager
 async def _services(app: Starlette, settings: Settings, applied: list[str]) -> AsyncIterator[None]:
     """Start the engine, the domain services and recovery, and stop them at the end."""
@@ -57,6 +75,7 @@ async def _services(app: Starlette, settings: Settings, applied: list[str]) -> A
 
     threads = 3 * settings.max_concurrent_invocations + 4 * settings.max_concurrent_builds + 8
     state.engine = Engine(threads=threads)
+    await check_engine(settings, state.engine)
     builds, cleanup = TaskSet(), TaskSet()
     state.deployer = Deployer(state.db, state.engine, settings, builds)
     state.invoker = Invoker(state.db, state.engine, settings, cleanup)
@@ -69,7 +88,12 @@ async def _services(app: Starlette, settings: Settings, applied: list[str]) -> A
                        settings.dart_image, settings.dart_image, extra={"action": "service.start"})
     logger.info("service started on %s:%d", settings.host, settings.port, extra={
         "action": "service.start", "migrations_applied": len(applied),
-        "dart_image": settings.dart_image, "instance": settings.instance_id})
+        "dart_image": settings.dart_image, "instance": settings.instance_id,
+        "function_timeout": settings.function_timeout,
+        "function_memory_mb": settings.function_memory_mb,
+        "function_network": settings.function_network,
+        "max_concurrent_invocations": settings.max_concurrent_invocations,
+        "max_concurrent_per_function": settings.max_concurrent_per_function})
     try:
         yield
     finally:

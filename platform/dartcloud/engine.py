@@ -112,6 +112,15 @@ class Engine:
     async def ping(self) -> None:
         await self._call(self.api.ping)
 
+    async def network_exists(self, name: str) -> bool:
+        try:
+            await self._call(self.api.inspect_network, name)
+        except EngineError as error:
+            if isinstance(error.__cause__, docker.errors.NotFound):
+                return False
+            raise
+        return True
+
     async def image_exists(self, reference: str) -> bool:
         try:
             await self._call(self.api.inspect_image, reference)

@@ -175,6 +175,8 @@ class Invoker:
         duration_ms = round((time.perf_counter() - started) * 1000)
 
         if target.function_id in self._deleted:
+            logger.info("invocation %s stopped because its function was deleted", invocation_id,
+                        extra={"action": "invoke.deleted", "function_id": str(target.function_id)})
             raise FunctionDeleted("the function was deleted while this invocation was running")
 
         oom = exit_code == EXIT_SIGKILL and not timed_out and \
@@ -214,15 +216,12 @@ class Invoker:
 
     async def _record(self, target: Target, invocation_id: uuid.UUID, result: dict,
                       output: Output) -> None:
-        cap = self._settings.function_log_lines
-        lines = output.stderr.decode("utf-8", errors="replace").splitlines()
-        stderr_lines = lines[:cap]
-        if len(lines) > cap or output.stderr_truncated:
-            stderr_lines.append(f"[stderr truncated: kept {len(stderr_lines)} lines of "
-                                f"{output.stderr_bytes} bytes; FUNCTION_LOG_LINES is {cap}]")
+        stderr_lines = _stored_stderr(output, self._settings.function_log_lines)
         ending = "killed" if result["exit_code"] is None else f"exit code {result['exit_code']}"
         summary = (f"invocation {invocation_id} finished: {result['status']} in "
                    f"{result['duration_ms']} ms ({ending})")
+        if result["error"]:
+            summary += f": {result['error'].splitlines()[0]}"
         logger.info("%s", summary, extra={"action": "invoke.finished",
                                           "function_id": str(target.function_id)})
 
@@ -234,17 +233,17 @@ class Invoker:
                     exit_code=result["exit_code"], duration_ms=result["duration_ms"],
                     error=result["error"], output=stdout, stdout_bytes=output.stdout_bytes,
                     stderr_bytes=output.stderr_bytes),
-                logs_db.insert_logs(self._db, target.function_id, "stderr", stderr_lines),
-                logs_db.insert_logs(self._db, target.function_id, "info", [summary]),
+                logs_db.insert_log_rows(self._db, target.function_id, invocation_id,
+                                        [("stderr", line) for line in stderr_lines]
+                                        + [("info", summary)]),
             )
         except asyncpg.ForeignKeyViolationError:
             raise FunctionDeleted("the function was deleted while this invocation was running") \
                 from None
 
     async def _fail(self, invocation_id: uuid.UUID, error: Exception) -> None:
+        # The error handler of the HTTP layer logs the error itself.
         message = getattr(error, "message", None) or str(error) or type(error).__name__
-        logger.error("invocation %s failed in the platform: %s", invocation_id, message,
-                     extra={"action": "invoke.platform_error", "invocation_id": str(invocation_id)})
         try:
             await invocations_db.finish_invocation(
                 self._db, invocation_id, status="error", exit_code=None, duration_ms=0,
@@ -297,6 +296,25 @@ class _PhaseTimer:
 
     def milliseconds(self) -> dict[str, float]:
         return {f"{phase}_ms": round(seconds * 1000, 2) for phase, seconds in self._phases.items()}
+
+
+def _stored_stderr(output: Output, cap: int) -> list[str]:
+    """Keep the first and the last lines of stderr, at most `cap` in all.
+
+    The tail is kept because a crash usually reports itself last.
+    """
+    lines = output.stderr.decode("utf-8", errors="replace").splitlines()
+    if output.stderr_truncated:
+        lines.append(f"[stderr truncated: only the first {len(output.stderr)} of "
+                     f"{output.stderr_bytes} bytes were read (FUNCTION_OUTPUT_BYTES)]")
+    if len(lines) <= cap:
+        return lines
+
+    head = cap // 2
+    tail = cap - head
+    marker = (f"[stderr truncated: {len(lines) - cap} of {len(lines)} lines omitted here; "
+              f"FUNCTION_LOG_LINES stores {cap} per invocation]")
+    return lines[:head] + [marker] + lines[-tail:]
 
 
 def _discard_outcome(future: asyncio.Future) -> None:

@@ -7,6 +7,7 @@ import logging
 from .db import Database
 from .db import functions as functions_db
 from .db import invocations as invocations_db
+from .db import logs as logs_db
 from .engine import LABEL_INSTANCE, Engine
 
 logger = logging.getLogger(__name__)
@@ -31,10 +32,20 @@ async def recover(db: Database, engine: Engine, instance_id: str) -> dict[str, i
                                                                 instance_id)
     deployments = await functions_db.fail_building_deployments(db, INTERRUPTED_BUILD, instance_id)
 
+    # The function's own logs show the failure, so its owner sees it without the operator.
+    for row in invocations:
+        await logs_db.insert_logs(db, row["function_id"], "error", [
+            f"invocation {row['id']} failed: {INTERRUPTED_INVOCATION}"], invocation_id=row["id"])
+    for row in deployments:
+        await logs_db.insert_logs(db, row["function_id"], "error", [
+            f"deployment {row['id']} failed: {INTERRUPTED_BUILD}"])
+
     counts = {"containers": len(containers), "invocations": len(invocations),
               "deployments": len(deployments)}
     if any(counts.values()):
         logger.warning("recovered from an unclean stop: removed %(containers)d containers, "
                        "failed %(invocations)d invocations and %(deployments)d builds", counts,
-                       extra={"action": "recovery"})
+                       extra={"action": "recovery",
+                              "invocation_ids": ",".join(str(row["id"]) for row in invocations),
+                              "deployment_ids": ",".join(str(row["id"]) for row in deployments)})
     return counts

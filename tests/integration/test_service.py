@@ -119,6 +119,7 @@ def test_service_log_has_no_secrets(services, service_env, tmp_path):
     ("JWT_TTL", "-5", "JWT_TTL"),
     ("DATABASE_URL", "mysql://localhost/x", "postgresql://"),
     ("FUNCTION_CPUS", "zero", "FUNCTION_CPUS"),
+    ("FUNCTION_NETWORK", "no-such-network", "no such network"),
 ])
 def test_invalid_setting_stops_start(tmp_path, variable, value, fragment):
     environment = {"DATA_DIR": str(tmp_path), variable: value, "PATH": "/usr/bin:/bin"}
@@ -221,11 +222,15 @@ def test_restart_mid_call_leaves_nothing_behind(services, service_env, docker_cl
     second = services(service_env)
     with second.client(account["token"]) as client:
         invocations = client.get(f"/api/functions/{function_id}").json()["statistics"]
+        errors = client.get(f"/api/functions/{function_id}/logs", params={"level": "error"}).json()
 
     assert docker_client.containers.list(all=True, filters={"label": label}) == []
     assert invocations["invocations"] == 1
     assert invocations["running"] == 0
     assert invocations["errors"] == 1
+    assert len(errors["logs"]) == 1
+    assert "the service stopped during the invocation" in errors["logs"][0]["message"]
+    assert errors["logs"][0]["invocation_id"] is not None
     # The killed first service must not keep the embedded database running forever.
     second.stop()
     assert not (Path(service_env["DATA_DIR"]) / "postgres" / "postmaster.pid").exists()

@@ -125,6 +125,7 @@ async def function_logs(request: Request) -> Response:
     rows = await logs_db.fetch_logs(request.app.state.db, row["id"], before=before, level=level,
                                     limit=limit + 1)
     logs = [{"id": log["id"], "level": log["level"], "message": log["message"],
+             "invocation_id": str(log["invocation_id"]) if log["invocation_id"] else None,
              "timestamp": _timestamp(log["timestamp"])} for log in rows[:limit]]
     next_before = logs[-1]["id"] if len(rows) > limit else None
     return json_response({"logs": logs, "next_before": next_before})

@@ -77,10 +77,15 @@ async def read_json_object(request: Request) -> dict:
 
 async def handle_platform_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, DartCloudError)
-    if error.status_code >= 500:
-        logger.error("%s %s failed: %s", request.method, request.url.path, error.message,
-                     extra={"action": "request.error", "code": error.code})
-    return error_response(error.status_code, error.code, error.message, error.headers)
+    if error.status_code < 500:
+        return error_response(error.status_code, error.code, error.message, error.headers)
+
+    # A platform fault's details (engine URLs, container ids) are for the operator.
+    logger.error("%s %s failed: %s", request.method, request.url.path, error.message,
+                 extra={"action": "request.error", "code": error.code})
+    return error_response(error.status_code, error.code,
+                          "the platform failed to handle this request; retry later, and if it "
+                          "keeps failing, the operator's log has the details", error.headers)
 
 
 async def handle_http_error(request: Request, error: Exception) -> Response:

@@ -50,6 +50,8 @@ class EmbeddedPostgres:
         if self._server is not None:
             server, self._server = self._server, None
             server.cleanup()
+            logger.info("released the embedded PostgreSQL; it stops unless another process uses it",
+                        extra={"action": "db.embedded_stop", "pgdata": str(self.pgdata)})
 
     def _forget_dead_processes(self) -> None:
         """Drop processes that died without releasing the server, such as a killed service.

@@ -22,7 +22,7 @@ FAIL_RUNNING_INVOCATIONS = """
 UPDATE function_invocations
 SET status = 'error', error = $1, finished_at = now()
 WHERE status = 'running' AND instance_id = $2
-RETURNING id
+RETURNING id, function_id
 """
 FETCH_STATISTICS = """
 SELECT count(*) AS invocations,
@@ -51,8 +51,10 @@ async def finish_invocation(db: Database, invocation_id: uuid.UUID, *, status: s
                      output, stdout_bytes, stderr_bytes)
 
 
-async def fail_running_invocations(db: Database, error: str, instance_id: str) -> list[uuid.UUID]:
-    return [row["id"] for row in await db.fetch(FAIL_RUNNING_INVOCATIONS, error, instance_id)]
+async def fail_running_invocations(db: Database, error: str,
+                                   instance_id: str) -> list[asyncpg.Record]:
+    """Mark the instance's running invocations failed; return (id, function_id) rows."""
+    return await db.fetch(FAIL_RUNNING_INVOCATIONS, error, instance_id)
 
 
 async def fetch_statistics(db: Database | asyncpg.Connection,

@@ -9,10 +9,12 @@ import asyncpg
 
 from .database import Database
 
-INSERT_LOGS = "INSERT INTO function_logs (function_id, level, message) VALUES ($1, $2, $3)"
+INSERT_LOGS = """
+INSERT INTO function_logs (function_id, invocation_id, level, message) VALUES ($1, $2, $3, $4)
+"""
 
 FETCH_LOGS = """
-SELECT id, level, message, timestamp
+SELECT id, invocation_id, level, message, timestamp
 FROM function_logs
 WHERE function_id = $1
   AND ($2::bigint IS NULL OR id < $2)
@@ -23,11 +25,19 @@ LIMIT $4
 
 
 async def insert_logs(db: Database | asyncpg.Connection, function_id: uuid.UUID, level: str,
-                      messages: Iterable[str]) -> None:
+                      messages: Iterable[str], invocation_id: uuid.UUID | None = None) -> None:
+    await insert_log_rows(db, function_id, invocation_id,
+                          [(level, message) for message in messages])
+
+
+async def insert_log_rows(db: Database | asyncpg.Connection, function_id: uuid.UUID,
+                          invocation_id: uuid.UUID | None, rows: list[tuple[str, str]]) -> None:
+    """Insert (level, message) rows in order, so that their ids follow that order."""
     # PostgreSQL text cannot contain NUL, and a function may print one.
-    rows = [(function_id, level, message.replace("\x00", "\ufffd")) for message in messages]
-    if rows:
-        await db.executemany(INSERT_LOGS, rows)
+    values = [(function_id, invocation_id, level, message.replace("\x00", "\ufffd"))
+              for level, message in rows]
+    if values:
+        await db.executemany(INSERT_LOGS, values)
 
 
 async def fetch_logs(db: Database, function_id: uuid.UUID, *, before: int | None,
