@@ -113,19 +113,16 @@ class Engine:
         await self._call(self.api.ping)
 
     async def network_exists(self, name: str) -> bool:
-        try:
-            await self._call(self.api.inspect_network, name)
-        except EngineError as error:
-            if isinstance(error.__cause__, docker.errors.NotFound):
-                return False
-            raise
-        return True
+        return await self._exists(self.api.inspect_network, name)
 
     async def image_exists(self, reference: str) -> bool:
+        return await self._exists(self.api.inspect_image, reference)
+
+    async def _exists(self, inspect: Callable[[str], Any], name: str) -> bool:
         try:
-            await self._call(self.api.inspect_image, reference)
+            await self._call(inspect, name)
         except EngineError as error:
-            if isinstance(error.__cause__, docker.errors.ImageNotFound):
+            if isinstance(error.__cause__, docker.errors.NotFound):
                 return False
             raise
         return True
