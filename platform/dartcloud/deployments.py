@@ -18,14 +18,17 @@ from .config import Settings
 from .db import Database
 from .db import functions as functions_db
 from .db import logs as logs_db
-from .engine import LABEL_FUNCTION, Engine
-from .errors import InvalidInput
+from .engine import LABEL_DEPLOYMENT, LABEL_FUNCTION, Engine
+from .errors import EngineError, InvalidInput
 from .tasks import TaskSet
 
 logger = logging.getLogger(__name__)
 
 FUNCTION_NAME = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 STAGING = ".staging"
+# Ready versions whose images are kept: the active one, and the one before it
+# for calls that looked it up just before the switch.
+RETAINED_IMAGES = 2
 
 
 def check_function_name(name: str | None) -> str:
@@ -123,6 +126,7 @@ class Deployer:
                                   f"version {request.version} is ready as {outcome.image}")
             logger.info("deployment ready", extra={
                 "action": "deploy.ready", "deployment_id": str(request.deployment_id)})
+            await self._remove_old_images(request.function_id)
             return
 
         message = outcome.error if outcome is not None else message
@@ -131,6 +135,19 @@ class Deployer:
                               f"version {request.version} failed: {message}")
         logger.warning("deployment failed: %s", message, extra={
             "action": "deploy.failed", "deployment_id": str(request.deployment_id)})
+
+    async def _remove_old_images(self, function_id: uuid.UUID) -> None:
+        """Remove the images of ready versions older than the retained ones."""
+        deployments = await functions_db.fetch_deployments(self._db, function_id)
+        ready = [row for row in deployments if row["status"] == "ready"]
+        for row in ready[RETAINED_IMAGES:]:
+            try:
+                await self._engine.remove_images({LABEL_FUNCTION: str(function_id),
+                                                  LABEL_DEPLOYMENT: str(row["id"])})
+            except EngineError as error:
+                logger.warning("could not remove the image of version %d: %s", row["version"],
+                               error.message, extra={"action": "deploy.cleanup_failed",
+                                                     "deployment_id": str(row["id"])})
 
     async def _write_build_lines(self, function_id: uuid.UUID, lines: list[str]) -> None:
         await self._write_logs(function_id, "build", lines)

@@ -376,3 +376,24 @@ def test_build_time_limit_stops_build(start_server, tmp_path, docker_client):
     steps = docker_client.containers.list(
         all=True, filters={"label": f"dartcloud.build={accepted['deployment_id']}"})
     assert steps == []
+
+
+def test_old_version_images_are_removed(client, docker_client):
+    function_id = deploy_ready(client, "pruned", fixture_archive("echo"))["id"]
+    for version in (2, 3):
+        accepted = deploy(client, "pruned", fixture_archive("echo")).json()
+        assert accepted["version"] == version
+        wait_for_deployment(client, function_id, version)
+
+    # The old image is removed just after the new version is marked ready.
+    expected = {f"dartcloud-fn-{function_id}:2", f"dartcloud-fn-{function_id}:3"}
+    deadline = time.monotonic() + 10
+    while True:
+        tags = {tag for image in docker_client.images.list(
+            filters={"label": f"dartcloud.function_id={function_id}"}) for tag in image.tags}
+        if tags == expected or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert tags == expected
+    result = client.post(f"/api/functions/{function_id}/invoke", json={"v": 3}).json()
+    assert result["result"] == {"v": 3}
