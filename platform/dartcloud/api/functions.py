@@ -121,7 +121,7 @@ async def delete_function(request: Request) -> Response:
 async def function_logs(request: Request) -> Response:
     _, row = await fetch_owned_function(request)
     limit, before, level = _log_query(request)
-    # One row more than the page tells whether another page follows.
+    # Fetching one row more than the page shows whether another page follows.
     rows = await logs_db.fetch_logs(request.app.state.db, row["id"], before=before, level=level,
                                     limit=limit + 1)
     logs = [{"id": log["id"], "level": log["level"], "message": log["message"],
