@@ -141,9 +141,15 @@ class Deployer:
         deployments = await functions_db.fetch_deployments(self._db, function_id)
         ready = [row for row in deployments if row["status"] == "ready"]
         for row in ready[RETAINED_IMAGES:]:
+            if row["image"] is None:
+                continue
             try:
                 await self._engine.remove_images({LABEL_FUNCTION: str(function_id),
                                                   LABEL_DEPLOYMENT: str(row["id"])})
+                await functions_db.clear_deployment_image(self._db, row["id"])
+                await self._write_log(function_id, "info",
+                                      f"removed the image of version {row['version']}, which "
+                                      f"is older than the {RETAINED_IMAGES} newest ready versions")
             except EngineError as error:
                 logger.warning("could not remove the image of version %d: %s", row["version"],
                                error.message, extra={"action": "deploy.cleanup_failed",

@@ -205,12 +205,12 @@ class Engine:
 
     # -- containers -----------------------------------------------------------
 
-    async def create(self, image: str, *, environment: dict[str, str], labels: dict[str, str],
-                     limits: ContainerLimits) -> str:
+    async def create(self, image: str, *, name: str, environment: dict[str, str],
+                     labels: dict[str, str], limits: ContainerLimits) -> str:
         """Create a container with every isolation setting of the container contract."""
-        return await self._call(self._create, image, environment, labels, limits)
+        return await self._call(self._create, image, name, environment, labels, limits)
 
-    def _create(self, image: str, environment: dict[str, str], labels: dict[str, str],
+    def _create(self, image: str, name: str, environment: dict[str, str], labels: dict[str, str],
                 limits: ContainerLimits) -> str:
         host_config = self.api.create_host_config(
             mem_limit=limits.memory_bytes,
@@ -230,6 +230,7 @@ class Engine:
         )
         container = self.api.create_container(
             image,
+            name=name,
             environment=environment,
             labels=labels,
             user=limits.user,

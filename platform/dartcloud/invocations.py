@@ -110,8 +110,8 @@ class Invoker:
             self._db, invocation_id, target.function_id, target.deployment_id,
             self._settings.instance_id))
         create = asyncio.ensure_future(self._engine.create(
-            target.image, environment={"FUNCTION_INPUT": body}, labels=labels,
-            limits=self._limits))
+            target.image, name=f"dartcloud-{invocation_id}", environment={"FUNCTION_INPUT": body},
+            labels=labels, limits=self._limits))
         phases = _PhaseTimer()
         await asyncio.wait({insert, create})
         phases.mark("create")
@@ -221,7 +221,7 @@ class Invoker:
         summary = (f"invocation {invocation_id} finished: {result['status']} in "
                    f"{result['duration_ms']} ms ({ending})")
         if result["error"]:
-            summary += f": {result['error'].splitlines()[0]}"
+            summary += ": " + " | ".join(result["error"].splitlines())
         logger.info("%s", summary, extra={"action": "invoke.finished",
                                           "function_id": str(target.function_id)})
 

@@ -227,6 +227,7 @@ def test_deploy_build_failure_is_recorded(client, fixture, message):
     assert not any("\x1b" in entry["message"] for entry in logs)
     invoke = client.post(f"/api/functions/{accepted['id']}/invoke", json={})
     assert invoke.status_code == 409
+    assert "deploy it again" in invoke.json()["error"]["message"]
 
 
 def test_deploy_without_base_image_explains_fix(start_server):
@@ -385,15 +386,19 @@ def test_old_version_images_are_removed(client, docker_client):
         assert accepted["version"] == version
         wait_for_deployment(client, function_id, version)
 
-    # The old image is removed just after the new version is marked ready.
+    # The old image is removed, and then recorded as gone, just after the new version is ready.
     expected = {f"dartcloud-fn-{function_id}:2", f"dartcloud-fn-{function_id}:3"}
     deadline = time.monotonic() + 10
     while True:
-        tags = {tag for image in docker_client.images.list(
-            filters={"label": f"dartcloud.function_id={function_id}"}) for tag in image.tags}
-        if tags == expected or time.monotonic() > deadline:
+        deployments = client.get(f"/api/functions/{function_id}").json()["deployments"]
+        images = {item["version"]: item["image"] for item in deployments}
+        if images[1] is None or time.monotonic() > deadline:
             break
         time.sleep(0.2)
+    tags = {tag for image in docker_client.images.list(
+        filters={"label": f"dartcloud.function_id={function_id}"}) for tag in image.tags}
     assert tags == expected
+    assert images == {1: None, 2: f"dartcloud-fn-{function_id}:2",
+                      3: f"dartcloud-fn-{function_id}:3"}
     result = client.post(f"/api/functions/{function_id}/invoke", json={"v": 3}).json()
     assert result["result"] == {"v": 3}

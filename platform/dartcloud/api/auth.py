@@ -63,7 +63,7 @@ async def register(request: Request) -> Response:
                                             state.settings.bcrypt_rounds)
     user = await users_db.insert_user(state.db, email, password_hash)
     if user is None:
-        raise Conflict("an account with this email already exists; log in instead",
+        raise Conflict(f"an account with the email {email!r} already exists; log in instead",
                        code="email_taken")
 
     logger.info("user registered", extra={"action": "auth.register", "user_id": str(user["id"])})

@@ -26,12 +26,13 @@ def parse_function_id(request: Request) -> uuid.UUID:
     try:
         return uuid.UUID(request.path_params["function_id"])
     except ValueError:
-        raise _not_found() from None
+        raise _not_found(request) from None
 
 
-def _not_found() -> NotFound:
-    return NotFound("function not found; list your functions with GET /api/functions",
-                    code="function_not_found")
+def _not_found(request: Request) -> NotFound:
+    requested_id = request.path_params["function_id"][:80]
+    return NotFound(f"function {requested_id!r} not found; routes take the function's id, not its "
+                    "name, and GET /api/functions lists yours", code="function_not_found")
 
 
 async def fetch_owned_function(request: Request):
@@ -40,7 +41,7 @@ async def fetch_owned_function(request: Request):
     function_id = parse_function_id(request)
     row = await functions_db.fetch_function(request.app.state.db, function_id, user_id)
     if row is None:
-        raise _not_found()
+        raise _not_found(request)
     return user_id, row
 
 
@@ -73,7 +74,7 @@ async def get_function(request: Request) -> Response:
     async with request.app.state.db.snapshot() as connection:
         row = await functions_db.fetch_function(connection, function_id, user_id)
         if row is None:
-            raise _not_found()
+            raise _not_found(request)
         deployments = await functions_db.fetch_deployments(connection, row["id"])
         statistics = await invocations_db.fetch_statistics(connection, row["id"])
 
@@ -114,7 +115,7 @@ async def delete_function(request: Request) -> Response:
     state = request.app.state
     if not await state.deployer.delete(user_id, function_id,
                                        stop_invocations=state.invoker.stop_function):
-        raise _not_found()
+        raise _not_found(request)
     return Response(status_code=204)
 
 

@@ -22,9 +22,10 @@ INPUT_LIMIT_MESSAGE = (
 async def invoke(request: Request) -> Response:
     _, row = await fetch_owned_function(request)
     if row["active_deployment_id"] is None:
+        advice = ("wait for its build to finish" if row["status"] == "building" else
+                  "its build failed: read the build logs, fix the function and deploy it again")
         raise Conflict(f"function {row['name']!r} has no ready deployment (status: "
-                       f"{row['status']}); wait for its build or read its logs",
-                       code="function_not_ready")
+                       f"{row['status']}); {advice}", code="function_not_ready")
 
     body = await read_body(request, MAX_INPUT_BYTES, limit_message=INPUT_LIMIT_MESSAGE)
     text = _input_text(request, body)

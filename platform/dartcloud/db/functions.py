@@ -74,6 +74,7 @@ FROM deployments WHERE function_id = $1
 ORDER BY version DESC
 """
 DELETE_FUNCTION = "DELETE FROM functions WHERE id = $1 AND user_id = $2 RETURNING id"
+CLEAR_DEPLOYMENT_IMAGE = "UPDATE deployments SET image = NULL WHERE id = $1"
 
 
 async def insert_deployment(connection: asyncpg.Connection, user_id: uuid.UUID, name: str,
@@ -132,6 +133,11 @@ async def fetch_function(db: Database | asyncpg.Connection, function_id: uuid.UU
 async def fetch_deployments(db: Database | asyncpg.Connection,
                             function_id: uuid.UUID) -> list[asyncpg.Record]:
     return await db.fetch(FETCH_DEPLOYMENTS, function_id)
+
+
+async def clear_deployment_image(db: Database, deployment_id: uuid.UUID) -> None:
+    """Record that a deployment's image was removed."""
+    await db.execute(CLEAR_DEPLOYMENT_IMAGE, deployment_id)
 
 
 async def delete_function(db: Database, function_id: uuid.UUID, user_id: uuid.UUID) -> bool:
