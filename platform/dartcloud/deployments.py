@@ -138,6 +138,8 @@ class Deployer:
 
     async def _remove_old_images(self, function_id: uuid.UUID) -> None:
         """Remove the images of ready versions older than the retained ones."""
+        # NOTE: the engine keeps an image that a running container uses, and
+        # nothing retries it later; it goes when the function is deleted.
         deployments = await functions_db.fetch_deployments(self._db, function_id)
         ready = [row for row in deployments if row["status"] == "ready"]
         for row in ready[RETAINED_IMAGES:]:

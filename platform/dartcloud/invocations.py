@@ -87,6 +87,8 @@ class Invoker:
                 self._deleted.discard(target.function_id)
 
     def _reserve(self, function_id: uuid.UUID) -> None:
+        # NOTE: the counts live in this process, so services that share a
+        # database each allow the full limits.
         retry = {"Retry-After": "1"}
         if self.running >= self._settings.max_concurrent_invocations:
             raise TooManyRequests(
