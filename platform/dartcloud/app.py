@@ -56,7 +56,7 @@ async def check_engine(settings: Settings, engine: Engine) -> None:
 
 async def preflight(settings: Settings) -> None:
     """Check that the Docker engine responds and fits the settings, before the service starts."""
-    engine = Engine(threads=1)
+    engine = await asyncio.to_thread(Engine, 1)
     try:
         await check_engine(settings, engine)
     finally:
@@ -74,7 +74,8 @@ async def _services(app: Starlette, settings: Settings, applied: list[str]) -> A
         passwords.hash_password, "timing-equaliser", settings.bcrypt_rounds)
 
     threads = 3 * settings.max_concurrent_invocations + 4 * settings.max_concurrent_builds + 8
-    state.engine = Engine(threads=threads)
+    # Making the client asks the engine for its API version, a blocking call.
+    state.engine = await asyncio.to_thread(Engine, threads)
     await check_engine(settings, state.engine)
     builds, cleanup = TaskSet(), TaskSet()
     state.deployer = Deployer(state.db, state.engine, settings, builds)

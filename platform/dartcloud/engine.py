@@ -86,8 +86,8 @@ class Engine:
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=threads, thread_name_prefix="docker")
         try:
-            # The client asks the engine for its API version here, so this
-            # blocks briefly, once, at start.
+            # The client asks the engine for its API version here, so callers
+            # on an event loop make the engine in a worker thread.
             self.api = docker.APIClient(timeout=timeout, max_pool_size=threads, **kwargs_from_env())
         except docker.errors.DockerException as error:
             self._executor.shutdown(wait=False)

@@ -11,6 +11,7 @@ import uuid
 from collections import Counter
 
 import asyncpg
+import docker.errors
 
 from .config import MIB, Settings
 from .db import Database
@@ -32,6 +33,7 @@ logger = logging.getLogger(__name__)
 # Exit status of a process killed by SIGKILL (128 + 9), as the OOM killer and `docker kill` do.
 EXIT_SIGKILL = 137
 STDERR_LINES_IN_ERROR = 5
+DELETED_DURING_CALL = "the function was deleted while this invocation was running"
 
 
 class FunctionDeleted(DartCloudError):
@@ -179,7 +181,7 @@ class Invoker:
         if target.function_id in self._deleted:
             logger.info("invocation %s stopped because its function was deleted", invocation_id,
                         extra={"action": "invoke.deleted", "function_id": str(target.function_id)})
-            raise FunctionDeleted("the function was deleted while this invocation was running")
+            raise FunctionDeleted(DELETED_DURING_CALL)
 
         oom = exit_code == EXIT_SIGKILL and not timed_out and \
             await self._engine.oom_killed(container_id)
@@ -240,8 +242,7 @@ class Invoker:
                                         + [("info", summary)]),
             )
         except asyncpg.ForeignKeyViolationError:
-            raise FunctionDeleted("the function was deleted while this invocation was running") \
-                from None
+            raise FunctionDeleted(DELETED_DURING_CALL) from None
 
     async def _fail(self, invocation_id: uuid.UUID, error: Exception) -> None:
         # The error handler of the HTTP layer logs the error itself.
@@ -280,8 +281,12 @@ class Invoker:
         await self._engine.kill(container_id)
         try:
             await self._engine.wait(container_id)
-        except EngineError:
-            pass  # already removed by its own invocation, which is just as good
+        except EngineError as error:
+            # Not found: its own invocation removed it already, which is just as good.
+            if not isinstance(error.__cause__, docker.errors.NotFound):
+                logger.warning("could not wait for killed container %s: %s", container_id[:12],
+                               error.message, extra={"action": "invoke.stop_failed",
+                                                     "container": container_id})
 
 
 class _PhaseTimer:
@@ -301,14 +306,14 @@ class _PhaseTimer:
 
 
 def _stored_stderr(output: Output, cap: int) -> list[str]:
-    """Keep the first and the last lines of stderr, at most `cap` in all.
+    """Select the first and the last lines of stderr, at most `cap` in all, plus a marker.
 
     The tail is kept because a crash usually reports itself last.
     """
     lines = output.stderr.decode("utf-8", errors="replace").splitlines()
     if output.stderr_truncated:
         lines.append(f"[stderr truncated: only the first {len(output.stderr)} of "
-                     f"{output.stderr_bytes} bytes were read (FUNCTION_OUTPUT_BYTES)]")
+                     f"{output.stderr_bytes} bytes were kept (FUNCTION_OUTPUT_BYTES)]")
     if len(lines) <= cap:
         return lines
 

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from ..config import MAX_INPUT_BYTES
-from ..errors import BadRequest, Conflict, UnsupportedMediaType
+from ..errors import Conflict, UnsupportedMediaType
 from ..invocations import Target
 from .functions import fetch_owned_function
-from .responses import is_json_content_type, json_response, read_body
+from .responses import is_json_content_type, json_response, parse_json, read_body
 
 INPUT_LIMIT_MESSAGE = (
     f"the request body is larger than {MAX_INPUT_BYTES} bytes, the most that fits in the "
@@ -43,14 +41,8 @@ def _input_text(request: Request, body: bytes) -> str:
     if not is_json_content_type(request):
         raise UnsupportedMediaType("send the input as JSON with the header "
                                    "`Content-Type: application/json`")
-    try:
-        text = body.decode("utf-8")
-        json.loads(text)
-    except RecursionError:
-        raise BadRequest("the request body nests arrays or objects too deeply to be checked; "
-                         "flatten the input", code="malformed_json") from None
-    except ValueError:
-        raise BadRequest("the request body is not valid JSON; send a JSON value such as "
-                         '{"name": "Dart"}', code="malformed_json") from None
+    text, _ = parse_json(body)
     return text
+
+
 routes = [Route("/api/functions/{function_id}/invoke", invoke, methods=["POST"])]

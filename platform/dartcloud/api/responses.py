@@ -58,6 +58,19 @@ async def read_body(request: Request, max_bytes: int, *, limit_message: str) -> 
     return b"".join(chunks)
 
 
+def parse_json(body: bytes) -> tuple[str, Any]:
+    """Decode `body` as UTF-8 JSON and return its text and value, or raise 400."""
+    try:
+        text = body.decode("utf-8")
+        return text, json.loads(text)
+    except RecursionError:
+        raise BadRequest("the body nests arrays or objects deeper than the parser allows; "
+                         "flatten it", code="malformed_json") from None
+    except ValueError:
+        raise BadRequest("the body is not valid UTF-8 JSON; send a JSON value such as "
+                         '{"name": "Dart"}', code="malformed_json") from None
+
+
 async def read_json_object(request: Request) -> dict:
     """Parse a JSON object body, with 415 for another content type and 400 for bad JSON."""
     if not is_json_content_type(request):
@@ -65,11 +78,7 @@ async def read_json_object(request: Request) -> dict:
                                    "`Content-Type: application/json`")
     body = await read_body(request, MAX_JSON_BYTES,
                            limit_message=f"the JSON body is larger than {MAX_JSON_BYTES} bytes")
-    try:
-        document = json.loads(body)
-    except (ValueError, RecursionError):
-        # RecursionError: arrays or objects nested deeper than Python's recursion limit.
-        raise BadRequest("the body is not valid JSON, or nests too deep", code="malformed_json") from None
+    _, document = parse_json(body)
     if not isinstance(document, dict):
         raise BadRequest("the body must be a JSON object", code="malformed_json")
     return document
